@@ -92,8 +92,11 @@ def _format_error(err) -> str:
     return f"config key '{key}': {err.message}"
 
 
-def validate(config: dict, schema: dict | None = None) -> dict:
-    """Fill defaults into a copy of `config`, validate it, and return the filled copy."""
+def validate(config: dict, schema: dict | None = None, check_paths: bool = True) -> dict:
+    """Fill defaults into a copy of `config`, validate it, and return the filled copy.
+
+    `check_paths=False` skips the checks that input paths exist (for presets checked on a
+    machine without the data)."""
     import jsonschema
 
     schema = schema or load_schema()
@@ -105,17 +108,20 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     if errors:
         msgs = [_format_error(e) for e in errors]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(msgs))
-    check_semantics(filled)
+    check_semantics(filled, check_paths)
     return filled
 
 
-def check_semantics(cfg: dict) -> None:
+def check_semantics(cfg: dict, check_paths: bool = True) -> None:
     """Cross-key checks that JSON Schema cannot express (paths that must exist, combinations)."""
     data = cfg["data"]
     problems = []
     demo = data.get("demo", {}).get("enabled", False)
     downloads = data.get("downloads", [])
-    if not demo and not downloads and not Path(data["root"]).exists():
+    exists = (lambda p: Path(p).exists()) if check_paths else (lambda p: True)
+    if demo and Path(data["root"]).resolve() == Path(".").resolve():
+        problems.append("config key 'data.root': the demo corpus is written there; use a directory of its own")
+    if not demo and not downloads and not exists(data["root"]):
         problems.append(
             f"config key 'data.root': path {data['root']!r} does not exist "
             "(point it at the unpacked How2 data, or configure data.downloads / data.demo.enabled)"
@@ -127,7 +133,7 @@ def check_semantics(cfg: dict) -> None:
                 problems.append(f"config key 'data.how2_300h.{key}': required when data.format is how2-300h")
         for key in ("splits_dir", "summaries", "ms_transcripts", "features_dir"):
             p = h.get(key)
-            if p and not downloads and not Path(p).exists():
+            if p and not downloads and not exists(p):
                 problems.append(f"config key 'data.how2_300h.{key}': path {p!r} does not exist")
         if demo:
             problems.append("config key 'data.demo.enabled': the demo corpus is written in the how2-mcls layout; set data.format: how2-mcls")
@@ -139,13 +145,13 @@ def check_semantics(cfg: dict) -> None:
     if feats.get("source") == "extract" and data.get("media") != "video":
         problems.append("config key 'features.source': 'extract' reads raw videos; set data.media: video")
     ckpt = feats.get("checkpoint")
-    if ckpt and not Path(ckpt).exists():
+    if ckpt and not exists(ckpt):
         problems.append(f"config key 'features.checkpoint': file {ckpt!r} does not exist (see README: Kinetics checkpoint)")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
-def load(path: str | Path, schema: dict | None = None) -> dict:
+def load(path: str | Path, schema: dict | None = None, check_paths: bool = True) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} not found")
@@ -155,7 +161,7 @@ def load(path: str | Path, schema: dict | None = None) -> dict:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     try:
-        return validate(raw or {}, schema)
+        return validate(raw or {}, schema, check_paths)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
