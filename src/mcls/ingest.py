@@ -318,11 +318,18 @@ def read_official_ids(splits_dir: Path, official: str) -> list[str]:
     return [t for _, t in read_lines(path, "segment id")]
 
 
-def split_segment_id(seg: str, path: Path, lineno: int) -> tuple[str, int]:
-    vid, sep, n = seg.rpartition("_")
-    if not sep or not n.isdigit() or not vid:
+# How2 segment ids are an 11-character YouTube id, '_', and the segment number; merged
+# segments carry several numbers ("00dWJ4YRRSI_0_1"). YouTube ids may themselves contain '_'.
+_SEGMENT = re.compile(r"^([A-Za-z0-9_-]{11})_(\d+(?:_\d+)*)$")
+_SEGMENT_ANY = re.compile(r"^([A-Za-z0-9_-]+?)_(\d+)$")
+
+
+def split_segment_id(seg: str, path: Path, lineno: int) -> tuple[str, tuple[int, ...]]:
+    """(video id, segment order key) of a How2 segment id ``VIDEOID_N`` or ``VIDEOID_N_M``."""
+    m = _SEGMENT.match(seg) or _SEGMENT_ANY.match(seg)
+    if not m:
         raise DataError(f"{path}:{lineno}: {seg!r} is not a How2 segment id VIDEOID_N")
-    return vid, int(n)
+    return m.group(1), tuple(int(x) for x in m.group(2).split("_"))
 
 
 def read_300h_split(data_dir: Path, official: str, src_lang: str) -> dict[str, tuple[str, str]]:
@@ -336,7 +343,7 @@ def read_300h_split(data_dir: Path, official: str, src_lang: str) -> dict[str, t
     if len(set(counts.values())) != 1:
         detail = ", ".join(f"{files[k]}: {n}" for k, n in counts.items())
         raise DataError(f"How2 300h split {official}: files differ in line count ({detail}); line i of each is the same segment")
-    segs: dict[str, list[tuple[int, str, str]]] = {}
+    segs: dict[str, list[tuple[tuple[int, ...], str, str]]] = {}
     seen: dict[str, int] = {}
     for (lineno, seg), (_, en), (_, src) in zip(read_lines(files["id"], "segment id"),
                                                 read_lines(files["en"], "English segment"),
@@ -373,8 +380,9 @@ def ingest_how2_300h(root: Path, src_lang: str, media_kind: str, out_dir: Path, 
         for split, official in OFFICIAL_300H.items():
             videos = read_300h_split(data_dir, official, src_lang)
             if splits_dir is not None:
-                official_ids = read_official_ids(Path(splits_dir), official)
-                official_videos = {s.rpartition("_")[0] for s in official_ids}
+                ids_file = Path(splits_dir) / official / "id"
+                official_videos = {split_segment_id(s, ids_file, i)[0]
+                                   for i, s in enumerate(read_official_ids(Path(splits_dir), official), 1)}
                 if set(videos) != official_videos:
                     extra = sorted(set(videos) - official_videos)[:3]
                     lack = sorted(official_videos - set(videos))[:3]
