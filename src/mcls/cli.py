@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "train": ("mcls.training.cli", "add_arguments", "main", "train one stage of one model from a stage spec"),
     "decode": ("mcls.decoding.cli", "add_arguments", "main", "decode a split with a trained checkpoint (beam or greedy)"),
     "evaluate": ("mcls.metrics.cli", "add_arguments", "main", "score hypotheses against references (How2 scorer metrics)"),
+    "table": ("mcls.tables", "add_arguments", "main", "make a results table (paper layout) from metrics.json files"),
     "summarize": ("mcls.summarize", "add_arguments", "main", "summarize one transcript + video with a trained model"),
 }
 

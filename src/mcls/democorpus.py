@@ -23,7 +23,6 @@ Everything comes from one seed: text files, the attribute table and the video by
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import numpy as np
 
 from .atomic import atomic_dir, write_json
 from .errors import McLSError
+from .video.ffmpeg import ffmpeg_exe
 
 log = logging.getLogger(__name__)
 
@@ -293,17 +293,6 @@ def render_frames(v: Video, width: int, height: int) -> np.ndarray:
         f[cy:cy + side, cx:cx + side] = 255 - base  # the "tool": complementary colour square
         frames[t] = np.clip(f, 0, 255).astype(np.uint8)
     return frames
-
-
-def ffmpeg_exe() -> str:
-    exe = shutil.which("ffmpeg")
-    if exe:
-        return exe
-    try:
-        import imageio_ffmpeg
-    except ImportError:  # pragma: no cover - pinned dependency
-        raise McLSError("no ffmpeg: install the system ffmpeg or the imageio-ffmpeg package") from None
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
