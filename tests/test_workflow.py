@@ -29,9 +29,11 @@ def test_dry_run_of_the_demo_dag(mcls_env):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M))
-    for rule in ("demo_corpus", "ingest", "stats", "vocab_en", "vocab_src", "encode", "all"):
+    for rule in ("demo_corpus", "ingest", "stats", "vocab_en", "vocab_src", "encode", "features_extract",
+                 "features_merge", "train", "decode", "evaluate", "table_backbones", "table_stage1", "all"):
         assert rule in counts, f"rule {rule} missing from the demo DAG:\n{out}"
     assert counts["encode"] == "4"
+    assert counts["train"] == "4"   # VDF stage 1 + the three MCLS-only models of config.yaml
 
 
 def _tiny_config(tmp_path) -> dict:
@@ -64,3 +66,45 @@ def test_data_dag_runs_and_params_change_reruns_only_downstream(tmp_path, mcls_e
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M))
     assert "vocab_en" in counts and "encode" in counts
     assert "demo_corpus" not in counts and "ingest" not in counts and "stats" not in counts
+
+
+def test_whole_demo_dag_on_a_tiny_corpus(tmp_path, mcls_env):
+    """corpus -> ingest -> features -> stage 1 + Table III models -> decode -> metrics -> tables."""
+    cfg = _tiny_config(tmp_path)
+    cfg["data"]["demo"].update(pretrain=6, train=4, val=2, test=2, min_frames=16, max_frames=16)
+    cfg["features"].update(shards=1, threads=1)
+    cfg["model"].update(d_model=16, ffn_dim=32, heads=2, enc_layers=1, dec_layers=1, rnn_emb=8, rnn_hidden=8)
+    cfg["train"].update(epochs=2, warmup_steps=1, threads=1, stages={})
+    cfg["decode"].update(beam=2, max_len=8)
+    cfg["eval"]["meteor"] = False
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["--cores", "2", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+            "--configfile", str(tmp_path / "c.yaml")]
+    proc = snakemake(args, mcls_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = (tmp_path / "results/tiny/tables/table3.tsv").read_text().splitlines()
+    assert [r.split("\t")[0] for r in table] == ["Method", "NCLS", "MT", "VDF"]
+    import json
+    m = json.loads((tmp_path / "results/tiny/eval/vdf/stage1/test/metrics.json").read_text())
+    assert set(m) == {"bleu1", "bleu2", "bleu3", "bleu4", "rouge1", "rouge2", "rougeL", "rougeL_how2", "meteor", "cider"}
+    hyps = (tmp_path / "results/tiny/eval/ncls/mcls/test/hypotheses.jsonl").read_text().splitlines()
+    assert len(hyps) == 2 and all(json.loads(h)["reference"] for h in hyps)
+    # NCLS reads no video: its training job does not depend on the feature store
+    runs = {m: json.loads((tmp_path / f"results/tiny/models/{m}/mcls/model.json").read_text()) for m in ("ncls", "vdf")}
+    assert runs["ncls"]["spec"]["data"]["features"] is None
+    assert runs["vdf"]["spec"]["data"]["features"] == "results/tiny/features/store.json"
+    assert runs["vdf"]["skipped_videos"] == 0
+    # a decoding setting reruns decoding, scoring and tables only — no training, no features
+    cfg["decode"]["beam"] = 3
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake([*args, "-n", "--quiet", "rules"], mcls_env)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, re.M))
+    assert counts.get("decode") == "4" and counts.get("evaluate") == "4"
+    assert "train" not in counts and "features_extract" not in counts and "ingest" not in counts
+    # a training setting of the MCLS stage reruns those three models, not stage 1
+    cfg["decode"]["beam"] = 2
+    cfg["train"]["stages"] = {"mcls": {"epochs": 3}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake([*args, "-n", "--quiet", "rules"], mcls_env)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, re.M))
+    assert counts.get("train") == "3" and counts.get("decode") == "3"
