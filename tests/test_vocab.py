@@ -118,3 +118,28 @@ def test_reader_across_row_groups(tmp_path, monkeypatch):
     ds = EncodedSplit(tmp_path / "p.parquet", cache_row_groups=1)
     for i in [9, 0, 5, 3, 8, 2]:
         assert en.decode(ds.get(i, "en")) == [f"w{i}", "x"]
+
+
+def test_arrow_fast_path_equals_the_python_path(tmp_path):
+    import random
+
+    import pyarrow as pa
+
+    from mcls.vocab import _build_vocab_arrow, _encode_column, _encode_column_arrow
+
+    rnd = random.Random(0)
+    words = [f"w{i}" for i in range(50)] + ["é", "naïve", "<unk>", "</s>", "x-y", "'s"]
+    texts = []
+    for i in range(300):
+        toks = [rnd.choice(words) for _ in range(rnd.randint(1, 40))]
+        seps = [rnd.choice([" ", "  ", "\t", " \u00a0"]) for _ in toks]
+        texts.append(rnd.choice(["", " ", "\t"]) + "".join(t + s for t, s in zip(toks, seps)))
+    texts[5] = None
+    pq.write_table(pa.table({"t": pa.array(texts, pa.string())}), tmp_path / "t.parquet")
+    fast = _build_vocab_arrow([tmp_path / "t.parquet"], ["t"], "en", min_count=2)
+    slow = Vocab.build([t for t in texts if t is not None], "en", min_count=2)
+    assert fast.itos == slow.itos and fast.counts == slow.counts
+    for max_len in (3, 10, 800):
+        a, alen = _encode_column_arrow(slow, pa.array(texts, pa.string()), max_len)
+        b, blen = _encode_column(slow, texts, max_len)
+        assert a.to_pylist() == b.to_pylist() and alen.tolist() == blen.tolist()

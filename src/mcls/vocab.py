@@ -20,6 +20,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import code_version
@@ -86,6 +87,12 @@ class Vocab:
                 counts.append(int(parts[1]))
         return cls(tokens, counts, lang or path.stem)
 
+    def value_set(self) -> pa.Array:
+        """The tokens as an Arrow array (position = id), for vectorized lookups."""
+        if getattr(self, "_value_set", None) is None:
+            self._value_set = pa.array(self.itos, pa.string())
+        return self._value_set
+
     def encode(self, text: str, max_len: int | None = None) -> np.ndarray:
         """Token ids of `text` followed by EOS; truncated to `max_len` keeping EOS last."""
         stoi = self.stoi
@@ -122,12 +129,41 @@ def iter_column(path: str | Path, column: str, batch_rows: int = 8192) -> Iterat
 
 
 def build_vocab(tables: Sequence[str | Path], columns: Sequence[str], lang: str, min_count: int) -> Vocab:
+    if lang in WHITESPACE_LANGS:
+        return _build_vocab_arrow(tables, columns, lang, min_count)
+
     def texts():
         for t in tables:
             for c in columns:
                 yield from iter_column(t, c)
 
     return Vocab.build(texts(), lang, min_count)
+
+
+# Whitespace-tokenized languages are counted and encoded inside Arrow (C++), batch by batch:
+# the same result as the Python path (tested), several times faster on How2-sized corpora.
+WHITESPACE_LANGS = ("en", "pt")
+
+
+def _build_vocab_arrow(tables, columns, lang: str, min_count: int) -> Vocab:
+    parts = []
+    for t in tables:
+        pf = pq.ParquetFile(t)
+        for c in columns:
+            if c not in pf.schema_arrow.names:
+                raise DataError(f"{t}: no column {c!r} (columns: {pf.schema_arrow.names})")
+            for batch in pf.iter_batches(batch_size=8192, columns=[c]):
+                toks = pc.list_flatten(pc.utf8_split_whitespace(batch.column(0)))
+                toks = toks.filter(pc.not_equal(toks, ""))  # runs of whitespace leave empty strings
+                vc = pc.value_counts(toks)
+                parts.append(pa.table({"token": vc.field("values"), "count": vc.field("counts")}))
+    if not parts:
+        return Vocab(list(SPECIALS), None, lang)
+    totals = pa.concat_tables(parts).group_by("token").aggregate([("count", "sum")])
+    tokens, counts = totals.column("token").to_pylist(), totals.column("count_sum").to_pylist()
+    kept = sorted(((t, c) for t, c in zip(tokens, counts) if c >= min_count and t not in SPECIALS),
+                  key=lambda tc: (-tc[1], tc[0]))
+    return Vocab(list(SPECIALS) + [t for t, _ in kept], [0, 0, 0] + [c for _, c in kept], lang)
 
 
 # ----------------------------------------------------------------------------------------
@@ -142,6 +178,37 @@ ENCODED_SCHEMA = pa.schema([
     ("src_len", pa.int32()),
     ("sum_len", pa.int32()),
 ])
+
+
+def _encode_column_arrow(vocab: Vocab, texts: pa.Array, max_len: int) -> tuple[pa.Array, np.ndarray]:
+    """`_encode_column` for whitespace languages, in Arrow/numpy: split, look up, truncate, EOS."""
+    toks = pc.utf8_split_whitespace(texts)
+    valid = np.asarray(toks.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    offsets = toks.offsets.to_numpy().astype(np.int64)
+    flat = toks.values.slice(offsets[0], offsets[-1] - offsets[0])
+    offsets -= offsets[0]
+    ids = pc.index_in(flat, value_set=vocab.value_set()).fill_null(UNK).to_numpy(zero_copy_only=False).astype(np.int32)
+    # Arrow leaves an empty string for each extra whitespace (Python's str.split() does not)
+    nonempty = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
+    rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    ids = ids[nonempty]
+    lens = np.bincount(rows[nonempty], minlength=len(offsets) - 1).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    keep = np.minimum(lens, max_len - 1)                       # truncation keeps room for EOS
+    row_start = np.repeat(offsets[:-1], lens)
+    kept = ids[(np.arange(len(ids)) - row_start) < np.repeat(keep, lens)]
+    out_lens = np.where(valid, keep + 1, 0).astype(np.int32)
+    new_offsets = np.zeros(len(out_lens) + 1, dtype=np.int32)
+    np.cumsum(out_lens, out=new_offsets[1:])
+    values = np.empty(int(new_offsets[-1]), dtype=np.int32)
+    eos_at = new_offsets[1:][valid] - 1
+    body = np.ones(len(values), dtype=bool)
+    body[eos_at] = False
+    values[body] = kept
+    values[eos_at] = EOS
+    mask = None if valid.all() else pa.array(~valid)
+    arr = pa.ListArray.from_arrays(pa.array(new_offsets), pa.array(values, type=pa.int32()), mask=mask)
+    return arr, out_lens
 
 
 def _encode_column(vocab: Vocab, texts: list, max_len: int) -> tuple[pa.Array, np.ndarray]:
@@ -162,6 +229,13 @@ def _encode_column(vocab: Vocab, texts: list, max_len: int) -> tuple[pa.Array, n
     mask = None if valid.all() else pa.array(~valid)
     arr = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.int32()), mask=mask)
     return arr, lens
+
+
+def encode_texts(vocab: Vocab, texts: pa.Array, max_len: int) -> tuple[pa.Array, np.ndarray]:
+    """Encode a string column (nulls stay null, length 0) to list<int32> and lengths."""
+    if vocab.lang in WHITESPACE_LANGS:
+        return _encode_column_arrow(vocab, texts, max_len)
+    return _encode_column(vocab, texts.to_pylist(), max_len)
 
 
 def encode_table(
@@ -187,17 +261,16 @@ def encode_table(
     with atomic_path(out_path, suffix=".parquet") as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for batch in pf.iter_batches(batch_size=ROW_GROUP, columns=["video_id", "transcript_en", "transcript_src", "summary"]):
-                cols = batch.to_pydict()
-                en, en_len = _encode_column(en_vocab, cols["transcript_en"], max_text_tokens)
-                srcs = cols["transcript_src"]
-                if src_vocab is None or all(s is None for s in srcs):
+                en, en_len = encode_texts(en_vocab, batch.column(1), max_text_tokens)
+                srcs = batch.column(2)
+                if src_vocab is None or srcs.null_count == len(srcs):
                     src = pa.nulls(len(srcs), type=pa.list_(pa.int32()))
                     src_len = np.zeros(len(srcs), dtype=np.int32)
                 else:
-                    src, src_len = _encode_column(src_vocab, srcs, max_text_tokens)
-                summ, sum_len = _encode_column(en_vocab, cols["summary"], max_summary_tokens)
+                    src, src_len = encode_texts(src_vocab, srcs, max_text_tokens)
+                summ, sum_len = encode_texts(en_vocab, batch.column(3), max_summary_tokens)
                 out = pa.Table.from_arrays(
-                    [pa.array(cols["video_id"], pa.string()), en, src, summ,
+                    [batch.column(0).cast(pa.string()), en, src, summ,
                      pa.array(en_len), pa.array(src_len), pa.array(sum_len)],
                     schema=schema,
                 )
