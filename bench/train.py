@@ -55,7 +55,30 @@ def parse(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="run directory (default: a temporary one)")
+    p.add_argument("--textbook", action="store_true",
+                   help="baseline: fusion in the textbook order (no reassociation) and multi-pass AdamW")
+    p.add_argument("--compare", action="store_true",
+                   help="run the baseline and mcls, alternating, each in its own process; print both and the ratio")
+    p.add_argument("--repeats", type=int, default=2, help="with --compare: runs of each")
     return p.parse_args(argv)
+
+
+def compare(args, argv) -> int:
+    import subprocess
+
+    rest = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--compare",)]
+    runs = {"textbook": [], "mcls": []}
+    for _ in range(args.repeats):
+        for kind in ("textbook", "mcls"):
+            cmd = [sys.executable, __file__, *rest] + (["--textbook"] if kind == "textbook" else [])
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            runs[kind].append(json.loads(out[out.index("{"):]))
+    med = {k: float(np.median([r["seconds_per_step_median"] for r in v])) for k, v in runs.items()}
+    result = {"runs": runs, "median_seconds_per_step": med,
+              "speedup_vs_textbook": round(med["textbook"] / med["mcls"], 2),
+              "peak_rss_mb": {k: max(r["peak_rss_mb"] for r in v) for k, v in runs.items()}}
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 class GeneratedFeatures:
@@ -94,8 +117,17 @@ def write_split(path: Path, n: int, args, seed: int, prefix: str) -> dict[str, i
 
 def main(argv=None) -> int:
     args = parse(argv)
+    if args.compare:
+        return compare(args, argv)
     from mcls import code_version
     from mcls.training import Trainer
+
+    if args.textbook:
+        import mcls.training.optim as optim
+        from mcls.model.fusion import CascadedVideoAttention, ForgetGateFusion
+
+        ForgetGateFusion.reassociate = CascadedVideoAttention.reassociate = False
+        optim.FUSED = False
 
     tmp = None
     if args.out is None:
@@ -130,6 +162,7 @@ def main(argv=None) -> int:
     secs = sum(per)
     tokens = sum(r["tokens"] for r in steps)
     result = {
+        "variant": "textbook" if args.textbook else "mcls",
         "model": args.model, "parameters": summary["parameters"], "vocab": args.vocab, "batch": args.batch,
         "src_len": args.src_len, "sum_len": args.sum_len, "clips": args.clips, "threads": args.threads,
         "device": args.device, "timed_steps": len(steps),

@@ -25,6 +25,8 @@ class ForgetGateFusion(nn.Module):
     VDF: X = text (512), M = video (2048). MFFG stage 2 swaps the roles (X = video, M = text).
     """
 
+    reassociate = True  # False: always the textbook order (bench/train.py's baseline)
+
     def __init__(self, query_dim: int, memory_dim: int, relu: bool = False):
         super().__init__()
         self.w_q = nn.Linear(query_dim, memory_dim, bias=False)
@@ -35,7 +37,7 @@ class ForgetGateFusion(nn.Module):
 
     def forward(self, x, memory, memory_mask):  # x (B, n, dq), memory (B, k, dm), mask (B, k)
         dq, dm = x.size(-1), memory.size(-1)
-        if memory.size(1) < x.size(1):
+        if self.reassociate and memory.size(1) < x.size(1):
             # Reassociated, exact algebra: project the k memory rows once instead of the n
             # attended rows. (x W_q) M^T = x (M W_q)^T; M~ W_m + b = alpha (M W_m) + b (rows of
             # alpha sum to 1); [x; M~] W_g = x W_gx + alpha (M W_gm). For How2 (n ~ 400 text
@@ -107,6 +109,8 @@ class CascadedVideoAttention(nn.Module):
         C^M = (C^X + C^Y) + Drop([h; C^V] W_de + b_de)   W_de: d+Dv -> d        eq. (7)
     """
 
+    reassociate = True  # False: always the textbook order (bench/train.py's baseline)
+
     def __init__(self, dim: int, video_dim: int, dropout: float):
         super().__init__()
         self.layer_norm = nn.LayerNorm(dim)
@@ -125,7 +129,9 @@ class CascadedVideoAttention(nn.Module):
         bq, t, d = h.shape
         k, dv = video.shape[1], video.shape[2]
         # without a precomputed memory pick the cheaper association for these shapes
-        if memory is None and 2 * video.size(0) * k * dv * d + 2 * bq * t * k * d < 2 * bq * t * dv * (d + k):
+        if not self.reassociate:
+            memory = None
+        elif memory is None and 2 * video.size(0) * k * dv * d + 2 * bq * t * k * d < 2 * bq * t * dv * (d + k):
             memory = self.memory(video)
         if memory is not None:
             keys, values = memory
