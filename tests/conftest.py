@@ -22,6 +22,18 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models run on one torch thread: two OpenMP threads on a busy 2-core machine stall
+    at every barrier (up to ~100x slower per op)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def mcls_env() -> dict:
     """Environment for subprocesses: the venv's bin first on PATH (so `mcls`/`snakemake` resolve)."""
     env = dict(os.environ)

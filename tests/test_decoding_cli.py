@@ -22,12 +22,7 @@ IDX = {w: i for i, w in enumerate(WORDS)}
 TINY = dict(d_model=16, ffn_dim=32, heads=2, enc_layers=1, dec_layers=1, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ids(text):

@@ -16,12 +16,7 @@ VOCAB = 6
 NAMES = {A: "a", B: "b", C: "c"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TableModel:

@@ -11,12 +11,7 @@ TINY = dict(d_model=16, ffn_dim=32, heads=2, enc_layers=2, dec_layers=2, dropout
 V, DV = 23, 10
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_batch(b=3, n=7, k=5, l=6, seed=0):

@@ -13,12 +13,7 @@ V, DV = 14, 8
 TARGETS = [[5, 6, 7, 8, 1], [9, 6, 10, 1]]  # EOS-terminated summaries
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def two_examples():

@@ -14,13 +14,7 @@ TINY = dict(d_model=16, ffn_dim=32, heads=2, enc_layers=2, dec_layers=2, dropout
             rnn_emb=8, rnn_hidden=12, rnn_layers=1, rnn_dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread (2 OpenMP threads on a busy 2-core machine cost ~100x per op)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def meta_model(*args, **kw):

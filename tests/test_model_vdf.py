@@ -15,13 +15,7 @@ TINY = dict(d_model=16, ffn_dim=32, heads=2, enc_layers=2, dec_layers=2, dropout
 V, DV = 29, 12
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread (2 OpenMP threads on a busy 2-core machine cost ~100x per op)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def batch(seed=0, b=3, n=7, k=5, l=6):

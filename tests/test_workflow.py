@@ -108,3 +108,14 @@ def test_whole_demo_dag_on_a_tiny_corpus(tmp_path, mcls_env):
     proc = snakemake([*args, "-n", "--quiet", "rules"], mcls_env)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, re.M))
     assert counts.get("train") == "3" and counts.get("decode") == "3"
+
+
+def test_multi_gpu_training_goes_through_torchrun(tmp_path, mcls_env):
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["train"].update(gpus=2, device="cuda")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(["-n", "-p", "--forceall", "--configfile", str(tmp_path / "c.yaml")], mcls_env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "torchrun --standalone --nproc_per_node 2 -m mcls.cli train --spec" in out
+    assert "gpu=2" in out

@@ -41,6 +41,7 @@ for _i, _dl in enumerate(config["data"]["downloads"]):
             unpack="--unpack" if _dl.get("unpack") else "",
         log:
             log_path("download", str(_i)),
+        threads: 1
         resources:
             mem_mb=1000,
             runtime=600,
@@ -70,6 +71,7 @@ rule ingest:
         ),
     log:
         log_path("ingest"),
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
@@ -102,6 +104,7 @@ rule stats:
         out_dir=lambda w, output: os.path.dirname(output.table1),
     log:
         log_path("stats"),
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
@@ -120,6 +123,7 @@ rule vocab_en:
         min_count=config["vocab"]["min_count"],
     log:
         log_path("vocab", "en"),
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
@@ -140,6 +144,7 @@ rule vocab_src:
         lang=SRC,
     log:
         log_path("vocab", SRC),
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
@@ -163,6 +168,7 @@ rule encode:
         max_summary=config["data"]["max_summary_tokens"],
     log:
         log_path("encode", "{split}"),
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -13,6 +13,13 @@ rule train:
     params:
         spec=lambda w: json.dumps(train_spec(w.model, w.stage), sort_keys=True),
         out_dir=lambda w, output: os.path.dirname(output[0]),
+        # several GPUs: one DDP process per GPU through torchrun (same results as one process
+        # with the same global batch)
+        launcher=(
+            f"torchrun --standalone --nproc_per_node {TRAIN['gpus']} -m mcls.cli"
+            if TRAIN["gpus"] > 1
+            else "mcls"
+        ),
     log:
         log_path("train", "{model}-{stage}"),
     wildcard_constraints:
@@ -26,7 +33,7 @@ rule train:
     conda:
         CONDA_ENV
     shell:
-        "mcls train --spec {params.spec:q} --out {params.out_dir:q} > {log} 2>&1"
+        "{params.launcher} train --spec {params.spec:q} --out {params.out_dir:q} > {log} 2>&1"
 
 
 rule decode:

@@ -65,18 +65,10 @@ def make_batch(examples: Sequence[Example], device: str | torch.device = "cpu", 
 
 
 def read_vocab(path: str | Path) -> list[str]:
-    """`vocab/<lang>.tsv`: token<TAB>count per line, id = line index (specials first)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"vocabulary {path} not found")
-    tokens = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh):
-            line = line.rstrip("\n")
-            if not line:
-                raise DataError(f"{path}:{n + 1}: empty line in vocabulary")
-            tokens.append(line.split("\t", 1)[0])
-    return tokens
+    """`vocab/<lang>.tsv` tokens in id order (specials first); see mcls.vocab.Vocab."""
+    from ..vocab import Vocab
+
+    return Vocab.load(path, "en").itos
 
 
 def ids_to_text(ids: Sequence[int], vocab: Sequence[str]) -> str:
