@@ -32,7 +32,10 @@ def test_demo_config_is_valid_and_defaults_are_filled(demo_cfg):
 @pytest.mark.parametrize("preset", sorted((REPO / "resources" / "presets").glob("*.yaml")), ids=lambda p: p.name)
 def test_presets_validate(preset):
     cfg = load(preset, check_paths=False)
-    assert cfg["model"]["d_model"] == 512 and cfg["data"]["demo"]["enabled"] is False
+    if preset.name.startswith("demo"):
+        assert cfg["data"]["demo"]["enabled"] is True and cfg["run"] != "demo"
+    else:
+        assert cfg["model"]["d_model"] == 512 and cfg["data"]["demo"]["enabled"] is False
 
 
 def test_unknown_key_names_key_and_suggests(demo_cfg):

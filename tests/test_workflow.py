@@ -121,3 +121,13 @@ def test_multi_gpu_training_goes_through_torchrun(tmp_path, mcls_env):
     assert proc.returncode == 0, out[-3000:]
     assert "torchrun --standalone --nproc_per_node 2 -m mcls.cli train --spec" in out
     assert "gpu=2" in out
+
+
+def test_zh_demo_preset_builds_a_table_iv_dag(mcls_env):
+    proc = snakemake(["-n", "--forceall", "--quiet", "rules", "--configfile", "resources/presets/demo-zh2en.yaml"], mcls_env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "table_backbones" in out
+    proc = snakemake(["-n", "--forceall", "-p", "--configfile", "resources/presets/demo-zh2en.yaml"], mcls_env)
+    assert "results/demo-zh/tables/table4.md" in proc.stdout + proc.stderr
+    assert "--lang zh" in proc.stdout + proc.stderr

@@ -118,7 +118,7 @@ class DemoSpec:
     val: int = 24
     test: int = 40
     min_frames: int = 16
-    max_frames: int = 48
+    max_frames: int = 32
     fps: float = 8.0
     width: int = 160
     height: int = 120
@@ -246,7 +246,7 @@ def sample_videos(spec: DemoSpec) -> dict[str, list[Video]]:
             tool = int(rng.integers(len(TOOLS)))
             distractor = int(rng.integers(len(TOOLS) - 1))
             distractor += distractor >= tool
-            n_fill = int(rng.integers(2, 6))
+            n_fill = int(rng.integers(1, 4))
             vids.append(Video(
                 video_id=vid,
                 activity=int(rng.integers(len(ACTIVITIES))),
