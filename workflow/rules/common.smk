@@ -66,7 +66,7 @@ EXTRA_TARGETS = []
 
 
 # ---- models (workflow/rules/models.smk) -------------------------------------------
-from mcls.model import PRESETS as MODEL_PRESETS
+from mcls.model.config import PRESETS as MODEL_PRESETS
 
 TRAIN = config["train"]
 DECODE = config["decode"]
